@@ -283,13 +283,24 @@ def _plain(value: Any) -> Any:
 Protocol = Literal["standard", "validation"]
 
 
+VALIDATION_TEST_FRACTION = 0.2
+VALIDATION_SPLIT_SEED = 0
+
+
 def apply_protocol(store: FeatureStore, protocol: str) -> FeatureStore:
     """Return ``store`` with its splits arranged for an evaluation protocol.
 
     ``standard`` returns the store unchanged. ``validation`` is the honest way to
-    tune: the class-disjoint ``/splits/train`` becomes trainval, the held-out
-    ``/splits/val`` classes become test_unseen, and test_seen keeps only samples
-    of train classes. The test classes are never touched.
+    tune, and it uses trainval samples only, so no test image is ever touched:
+
+    - trainval: samples of ``/splits/train`` that are in trainval, less the
+      held-out part below;
+    - test_seen: a seeded 20% of those samples per train class (at least one
+      held out whenever a class has two or more);
+    - test_unseen: samples of ``/splits/val`` that are in trainval.
+
+    In the xlsa17 files ``train`` and ``val`` also cover the standard test_seen
+    samples, which is why both are intersected with trainval.
     """
     if protocol == "standard":
         return store
@@ -300,12 +311,22 @@ def apply_protocol(store: FeatureStore, protocol: str) -> FeatureStore:
             f"feature store {store.dataset!r} has no /splits/train and /splits/val, so the validation protocol "
             "is unavailable; use protocol: standard"
         )
-    train_classes = np.unique(store.labels[store.splits["train"]])
-    test_seen = store.splits["test_seen"]
+    trainval = store.splits["trainval"]
+    train = np.intersect1d(store.splits["train"], trainval)
+    val = np.intersect1d(store.splits["val"], trainval)
+    if train.size == 0 or val.size == 0:
+        raise UserError(f"feature store {store.dataset!r}: /splits/train or /splits/val has no trainval samples")
+    held_out = []
+    for class_id in np.unique(store.labels[train]):
+        members = train[store.labels[train] == class_id]
+        rng = np.random.default_rng(np.random.SeedSequence([VALIDATION_SPLIT_SEED, int(class_id)]))
+        num_held_out = max(1, round(VALIDATION_TEST_FRACTION * members.size)) if members.size > 1 else 0
+        held_out.append(members[rng.permutation(members.size)[:num_held_out]])
+    test_seen = np.sort(np.concatenate(held_out))
     splits = {
-        "trainval": store.splits["train"],
-        "test_seen": test_seen[np.isin(store.labels[test_seen], train_classes)],
-        "test_unseen": store.splits["val"],
+        "trainval": np.setdiff1d(train, test_seen),
+        "test_seen": test_seen,
+        "test_unseen": val,
     }
     return dataclasses.replace(store, splits=splits)
 

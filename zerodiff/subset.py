@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from zerodiff.atomic import atomic_output, sha256_file
 from zerodiff.errors import UserError
+from zerodiff.store import FeatureStore, apply_protocol, read_store
 
 _METADATA_PREFIX = "zerodiff."
 
@@ -158,4 +159,15 @@ def read_manifest(path: str | os.PathLike, store_path: str | os.PathLike | None 
                 f"{path} was made for another feature store: it records SHA-256 {manifest.store_sha256}, "
                 f"but {store_path} has {actual}; re-run the subset stage on this store"
             )
+        _check_against_store(manifest, path, read_store(store_path, load_features=False))
     return manifest
+
+
+def _check_against_store(manifest: SubsetManifest, path: Path, store: FeatureStore) -> None:
+    trainval = apply_protocol(store, manifest.protocol).splits["trainval"]
+    outside = np.setdiff1d(manifest.indices, trainval)
+    if outside.size:
+        raise UserError(f"{path}: indices not in the store's trainval split: {', '.join(map(str, outside[:5].tolist()))}")
+    wrong = np.flatnonzero(store.labels[manifest.indices] != manifest.labels)
+    if wrong.size:
+        raise UserError(f"{path}: labels disagree with the store at indices {', '.join(map(str, manifest.indices[wrong][:5].tolist()))}")
