@@ -99,8 +99,13 @@ def stage_command(function: CommandT) -> CommandT:
     return wrapper  # type: ignore[return-value]
 
 
-def run(function: Callable[..., Any]) -> None:
-    """Run one stage command as a stand-alone typer program."""
+def make_app(function: Callable[..., Any]) -> typer.Typer:
+    """Return a typer program whose only command is ``function``."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(function)
-    app()
+    return app
+
+
+def run(function: Callable[..., Any]) -> None:
+    """Run one stage command as a stand-alone typer program."""
+    make_app(function)()
