@@ -380,6 +380,17 @@ def test_semantics_aligned_to_att_splits_names(tmp_path):
     assert not (tmp_path / "file_order.h5").exists()
 
 
+def test_semantics_with_other_classes_rejected(tmp_path):
+    res101, semantics = toy_variables()
+    folder = write_dataset(tmp_path / "TOY", res101, semantics)
+    renamed = dict(semantics, allclasses_names=[*TOY_CLASSES[:5], "zebra"])
+    write_mat_v5(folder / "sent_splits.mat", renamed)
+
+    with pytest.raises(UserError, match=r"only in sent_splits\.mat: zebra; only in att_splits\.mat: persian\+cat"):
+        import_xlsa17(folder, tmp_path / "out" / "features.h5", semantics="sent_splits.mat")
+    assert_no_output(tmp_path / "out" / "features.h5")
+
+
 def test_class_id_prefixes_set_label_order(tmp_path):
     res101, semantics = toy_variables()
     prefixed = [f"{class_id + 1:03d}.{name}" for class_id, name in enumerate(TOY_CLASSES)]

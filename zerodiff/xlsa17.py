@@ -261,13 +261,14 @@ def _align_names(names: list[str], path: Path, reference: list[str], reference_p
         if len(set(listed)) != len(listed):
             duplicates = sorted({name for name in listed if listed.count(name) > 1})
             raise UserError(f"{where}: allclasses_names repeats class names: {', '.join(duplicates[:_MAX_LISTED])}")
-    missing = [name for name in reference if name not in set(names)]
-    extra = [name for name in names if name not in set(reference)]
-    if missing or extra:
+    only_reference = [name for name in reference if name not in set(names)]
+    only_semantics = [name for name in names if name not in set(reference)]
+    if only_reference or only_semantics:
         raise UserError(
-            f"{path}: allclasses_names does not list the same classes as {reference_path} "
-            f"(missing: {', '.join(missing[:_MAX_LISTED]) or 'none'}; extra: {', '.join(extra[:_MAX_LISTED]) or 'none'}); "
-            "use class order 'file' if the labels index this file's order"
+            f"{path}: allclasses_names lists other classes than {reference_path}, whose order the labels follow "
+            f"(only in {path.name}: {', '.join(only_semantics[:_MAX_LISTED]) or 'none'}; "
+            f"only in {reference_path.name}: {', '.join(only_reference[:_MAX_LISTED]) or 'none'}); "
+            f"use class order 'file' if the labels index the order of {path.name}"
         )
     position = {name: i for i, name in enumerate(names)}
     return np.array([position[name] for name in reference], dtype=np.int64)
