@@ -345,7 +345,21 @@ def test_bad_inputs_raise_user_error(change, message):
     inputs = make_inputs(make_store())
     change(inputs)
     with pytest.raises(UserError, match=message):
-        evaluate(inputs, config(spaces=("V", "VCS")), CPU)
+        evaluate(inputs, config(space="VCS"), CPU)
+
+
+def test_unavailable_extra_space_is_skipped():
+    inputs = make_inputs(make_store())
+    inputs.model.has_decoder = False
+    result = evaluate(inputs, config(space="V", spaces=("V", "VS", "C")), CPU)
+    assert list(result.spaces) == ["V", "C"]
+    assert list(result.skipped_spaces) == ["VS"]
+    assert "semantic decoder" in result.skipped_spaces["VS"]
+    metrics = build_metrics(
+        result, NAMES, dataset="fake", method="zerodiff", ratio=1.0, protocol="standard", report_test_selected=False
+    )
+    assert list(metrics["skipped_spaces"]) == ["VS"]
+    assert set(metrics["spaces"]) == {"V", "C"}
 
 
 def test_store_without_sc_rejects_space_c():

@@ -68,8 +68,9 @@ BASELINE_OFF = ("drg", "d_diff", "d_rep", "mutual", "input r0", "input v_t", "in
 class EvaluateConfig:
     """The ``evaluate`` section of the parameters.
 
-    ``space`` gives the headline metrics; ``spaces`` lists the spaces of the
-    per-space table (``space`` is always evaluated, even if not listed).
+    ``space`` gives the headline metrics and must be available; ``spaces`` lists
+    the spaces of the per-space table (``space`` is always evaluated, even if not
+    listed), and a listed space the inputs cannot provide is skipped with a warning.
     ``method`` names the generator in reports; None derives it from the DFG's
     switches (see :func:`method_from_switches`).
     """
@@ -190,7 +191,10 @@ class SpaceResult:
 
 @dataclass
 class EvaluationResult:
-    """Results of every evaluated space; ``space`` is the one behind the headline metrics."""
+    """Results of every evaluated space; ``space`` is the one behind the headline metrics.
+
+    ``skipped_spaces`` maps each listed space the inputs could not provide to the reason.
+    """
 
     space: str
     spaces: dict[str, SpaceResult]
@@ -198,6 +202,7 @@ class EvaluationResult:
     batch_size: int
     test_seen_labels: np.ndarray
     test_unseen_labels: np.ndarray
+    skipped_spaces: dict[str, str] = field(default_factory=dict)
 
     @property
     def headline(self) -> SpaceResult:
@@ -274,14 +279,19 @@ def check_inputs(inputs: EvaluationInputs, spaces: tuple[str, ...]) -> None:
         )
 
     for space in spaces:
-        blocks = SPACE_BLOCKS[space]
-        if "r" in blocks:
-            _check_sc_available(inputs, space)
-        if "s" in blocks and not model.has_decoder:
-            raise UserError(
-                f"{inputs.model_path}: feature space {space} needs the DFG's semantic decoder, but this DFG was "
-                f"trained without it; choose a space without S ({', '.join(s for s in SPACE_BLOCKS if 's' not in SPACE_BLOCKS[s])})"
-            )
+        check_space(inputs, space)
+
+
+def check_space(inputs: EvaluationInputs, space: str) -> None:
+    """Raise :class:`UserError` unless the inputs provide every block of ``space``."""
+    blocks = SPACE_BLOCKS[space]
+    if "r" in blocks:
+        _check_sc_available(inputs, space)
+    if "s" in blocks and not inputs.model.has_decoder:
+        raise UserError(
+            f"{inputs.model_path}: feature space {space} needs the DFG's semantic decoder, but this DFG was "
+            f"trained without it; choose a space without S ({', '.join(s for s in SPACE_BLOCKS if 's' not in SPACE_BLOCKS[s])})"
+        )
 
 
 def _check_provenance(inputs: EvaluationInputs) -> None:
@@ -427,9 +437,18 @@ def evaluate_space(
 
 def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.device) -> EvaluationResult:
     """Check the inputs, then evaluate every configured space in ZSL and GZSL."""
-    spaces = config.evaluated_spaces
     check_config(config)
-    check_inputs(inputs, spaces)
+    check_inputs(inputs, (config.space,))
+    spaces, skipped = [config.space], {}
+    # The other listed spaces are extras: one the inputs cannot provide (an f-VAEGAN baseline
+    # has no representations, for example) is skipped and recorded instead of failing the run.
+    for space in config.evaluated_spaces[1:]:
+        try:
+            check_space(inputs, space)
+            spaces.append(space)
+        except UserError as error:
+            log.warning("skipping feature space %s: %s", space, error)
+            skipped[space] = str(error)
     if inputs.store.splits["test_seen"].size == 0:
         raise UserError(f"{inputs.store_path}: /splits/test_seen is empty under protocol {inputs.manifest.protocol!r}, so S is undefined")
     groups = build_groups(inputs)
@@ -459,6 +478,7 @@ def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.dev
         batch_size=batch_size,
         test_seen_labels=groups.test_seen.labels,
         test_unseen_labels=groups.test_unseen.labels,
+        skipped_spaces=skipped,
     )
 
 
@@ -510,6 +530,7 @@ def build_metrics(
             for space, item in result.spaces.items()
         },
         "counts": {**result.counts, "classifier_batch_size": result.batch_size},
+        "skipped_spaces": result.skipped_spaces,
         "excluded_classes": {
             "zsl": [class_names[i] for i in headline.zsl.excluded],
             "gzsl_unseen": [class_names[i] for i in headline.gzsl_unseen.excluded],
