@@ -68,9 +68,9 @@ BASELINE_OFF = ("drg", "d_diff", "d_rep", "mutual", "input r0", "input v_t", "in
 class EvaluateConfig:
     """The ``evaluate`` section of the parameters.
 
-    ``space`` gives the headline metrics and must be available; ``spaces`` lists
-    the spaces of the per-space table (``space`` is always evaluated, even if not
-    listed), and a listed space the inputs cannot provide is skipped with a warning.
+    ``space`` gives the headline metrics and must be available. ``spaces`` lists
+    the spaces of the per-space table, and ``space`` is evaluated even if not
+    listed. A listed space the inputs cannot provide is skipped with a warning.
     ``method`` names the generator in reports; None derives it from the DFG's
     switches (see :func:`method_from_switches`).
     """
