@@ -238,3 +238,12 @@ def test_load_dfg_rejects_missing_and_foreign_files(trained, tmp_path):
         load_dfg(tmp_path / "missing.pt")
     with pytest.raises(UserError, match="expected a DFG checkpoint"):
         load_dfg(trained["drg"])
+
+
+def test_generated_representation_mode_trains(trained):
+    data = load(trained["store"], trained["manifest"])
+    config = dataclasses.replace(DFG_SMALL, representation_input="generated", epochs=1)
+    trainer, diagnostics = train_dfg(config, data, load_drg(trained["drg"]), device=CPU)
+    assert {"critic_rep_loss", "mutual_loss", "delta_rep"} <= set(diagnostics.rows[0])
+    with pytest.raises(UserError, match="needs a DRG checkpoint"):
+        train_dfg(config, data, None, device=CPU)

@@ -70,7 +70,7 @@ class AdversarialConfig:
     latent_size: int = 8
     time_embedding: int = 8
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     critic_iter: int = 5
     lr: float = 5e-4
@@ -110,7 +110,7 @@ class AdversarialConfig:
 class TrainingData:
     """The subset's samples, preprocessed, on the training device, plus held-out test_seen samples.
 
-    ``attributes`` holds the preprocessed semantics of every class [C, A]; rows
+    ``attributes`` contains the preprocessed semantics of every class [C, A]; rows
     are looked up by label. ``held_out_*`` are the test_seen samples, used only
     for the critic-gap diagnostics, never for a gradient.
     """
@@ -254,7 +254,7 @@ def sample_batch_indices(num_samples: int, batch_size: int, generator: torch.Gen
 
 
 def make_adam(parameters: Any, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
-    return torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2))
+    return torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), foreach=True)
 
 
 @contextmanager
@@ -349,7 +349,7 @@ class ResumableCheckpoint:
 class AdversarialTrainer:
     """Base class of the DRG and DFG trainers; subclasses define the steps.
 
-    ``networks`` holds every trained module, ``optimizers`` their Adam
+    ``networks`` contains every trained module, ``optimizers`` their Adam
     optimisers and ``rng`` the generator that drives every random draw of
     training, so that saving its state makes a resumed run continue exactly.
     """
@@ -389,7 +389,7 @@ def fit(
 ) -> int:
     """Train for ``epochs`` epochs, resuming from ``checkpoint`` when it matches; return the epochs run now.
 
-    Each row of ``diagnostics`` holds the epoch, the mean of every loss term
+    Each row of ``diagnostics`` contains the epoch, the mean of every loss term
     over the epoch's steps and the trainer's :meth:`epoch_diagnostics`.
     """
     start = 0
