@@ -101,7 +101,7 @@ def test_posterior_mean_is_bayes_posterior(schedule, step):
     assert schedule.posterior_variance[step].item() == pytest.approx(1 / precision, rel=1e-5)
 
 
-def test_posterior_sample_at_step_zero_is_the_clean_estimate(schedule):
+def test_posterior_step_zero_returns_estimate(schedule):
     x0 = torch.rand(5, 4)
     x_next = torch.randn(5, 4)
     t = torch.zeros(5, dtype=torch.int64)

@@ -42,7 +42,8 @@ def test_synthesis_shapes_and_labels(models, sampler):
     np.testing.assert_array_equal(synthetic.labels, [3] * 7 + [4] * 7)
     assert np.isfinite(synthetic.features_ce).all()
     # The generators end in a sigmoid.
-    assert synthetic.features_ce.min() >= 0 and synthetic.features_ce.max() <= 1
+    assert synthetic.features_ce.min() >= 0
+    assert synthetic.features_ce.max() <= 1
     assert synthetic.attrs["sampler"] == sampler
     assert synthetic.attrs["per_class"] == 7
 
