@@ -71,7 +71,7 @@ def _load_source(
         return load_image_arrays(input_path)
     if source == "xlsa17":
         if image_root is None:
-            raise UserError("--source xlsa17 needs --image-root, the folder that holds the images named in res101.mat")
+            raise UserError("--source xlsa17 needs --image-root, the folder that contains the images named in res101.mat")
         return load_xlsa17(input_path, image_root, strip_prefix, splits_file, dataset)
     if source == "image-folder":
         if unseen_classes is None or class_semantics is None:

@@ -229,7 +229,7 @@ def test_xlsa17_missing_key_is_named(tmp_path):
     contents = scipy.io.loadmat(tmp_path / "AWA" / "att_splits.mat")
     del contents["test_unseen_loc"]
     scipy.io.savemat(tmp_path / "AWA" / "att_splits.mat", {k: v for k, v in contents.items() if not k.startswith("__")})
-    with pytest.raises(UserError, match="att_splits.mat: missing key 'test_unseen_loc'"):
+    with pytest.raises(UserError, match="att_splits.mat: missing variable 'test_unseen_loc'"):
         load_xlsa17(tmp_path / "AWA", tmp_path / "animals")
 
 

@@ -69,7 +69,7 @@ class SmallResNet(nn.Module):
 def build_backbone(architecture: str, in_channels: int, feature_dim: int) -> tuple[nn.Module, int]:
     """Return a randomly initialised backbone and its output width.
 
-    ``feature_dim`` applies to ``small_resnet`` only; torchvision ResNets need
+    ``feature_dim`` applies to ``small_resnet`` only. Torchvision ResNets need
     ``in_channels == 3``.
     """
     if architecture == "small_resnet":
@@ -104,7 +104,7 @@ def read_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 def load_backbone_checkpoint(
     network: nn.Module, path: Path, prefix: str = "auto", drop_prefixes: tuple[str, ...] = ("fc.",)
 ) -> dict[str, Any]:
-    """Load a checkpoint into ``network``; return provenance for the feature store.
+    """Load a checkpoint into ``network`` and return provenance for the feature store.
 
     Keys outside ``prefix`` (for PaCo: the momentum encoder, the queue, the
     classifier) are ignored and counted. After the prefix is stripped, keys

@@ -27,7 +27,7 @@ class AugmentConfig:
 class ExtractorConfig:
     """Initial weights and fine-tuning of one extractor (F_ce or F_sc).
 
-    ``init: checkpoint`` loads ``checkpoint`` (a local file); ``init: random``
+    ``init: checkpoint`` loads ``checkpoint`` (a local file). ``init: random``
     starts from random weights and must be chosen explicitly.
     ``checkpoint_prefix`` is the wrapper prefix stripped from the checkpoint's
     keys; ``auto`` picks the first of ``module.encoder_q.``, ``encoder_q.``,
@@ -57,7 +57,7 @@ class ExtractConfig:
 
     ``architecture: auto`` uses ``small_resnet`` for image arrays and
     ``resnet101`` for image files. ``feature_dim`` is the output width of
-    ``small_resnet``; torchvision ResNets have their own (2048 for ResNet-101).
+    ``small_resnet``, while torchvision ResNets have their own (2048 for ResNet-101).
     Image files are resized to ``resize_size`` and centre-cropped to
     ``image_size``. ``finetune_on: subset`` fine-tunes on exactly the samples
     that the subset stage selects with ``subset_ratio`` and ``subset_seed``.

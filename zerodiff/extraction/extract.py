@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -101,7 +102,7 @@ def compute_features(
     device: torch.device,
     description: str,
 ) -> np.ndarray:
-    """Apply ``network`` in eval mode, without augmentation, to samples ``indices``; float32 [n, D]."""
+    """Apply ``network`` in eval mode, without augmentation, to samples ``indices`` and return float32 [n, D]."""
     network.eval()
     loader = DataLoader(ImageDataset(source, indices, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     parts = []
@@ -142,8 +143,8 @@ def extractor_seed(seed: int, kind: str) -> int:
 def run_extraction(source: ImageSource, config: ExtractConfig) -> ExtractionResult:
     """Fine-tune F_ce and F_sc on seen-class training images, then extract both feature sets.
 
-    Returns the validated-to-be feature store (with provenance) and, per
-    extractor, a dict for :func:`save_extractor`. Same seed, inputs and CPU
+    Returns the feature store with provenance (``write_store`` validates it)
+    and, per extractor, a dict for :func:`save_extractor`. Same seed, inputs and CPU
     give bit-identical features.
     """
     check_config(config)
@@ -283,6 +284,13 @@ def _extractor_checkpoint(
 
 
 def save_extractor(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write one fine-tuned extractor with ``torch.save``, atomically."""
+    """Write one fine-tuned extractor with ``torch.save``, atomically.
+
+    The archive is built in memory first because ``torch.save`` names the
+    records inside it after the file, and the temporary file name is random.
+    Same checkpoint, same bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_output(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getvalue())

@@ -1,7 +1,7 @@
 """Fine-tuning of the two extractors on seen-class training images (ZeroDiff Alg. 1).
 
 F_ce learns with cross-entropy through a linear classifier over the seen
-classes; F_sc learns with the supervised contrastive loss through a projection
+classes. F_sc learns with the supervised contrastive loss through a projection
 head, on two augmented views of every image. Unseen-class images never enter
 fine-tuning: :func:`finetune_indices` rejects them.
 """

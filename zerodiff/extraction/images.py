@@ -41,7 +41,7 @@ def read_image(path: Path) -> Image.Image:
 
 
 def find_unreadable(paths: list[Path], draft_size: int) -> list[tuple[int, Path, str]]:
-    """Decode every image once; return ``(index, path, reason)`` for each one that fails.
+    """Decode every image once and return ``(index, path, reason)`` for each one that fails.
 
     JPEG files are decoded in draft mode near ``draft_size`` pixels, which is
     faster and still reads the whole compressed stream, so truncated files fail.
@@ -112,7 +112,7 @@ def _random_crop_box(height: int, width: int, scale_min: float, generator: torch
     """Draw a crop box covering a random area fraction in [scale_min, 1] at an aspect ratio in [3/4, 4/3].
 
     Same sampling rule as torchvision's ``RandomResizedCrop``, but drawn from
-    ``generator``; after ten misses it falls back to the central square.
+    ``generator``. After ten misses it falls back to the central square.
     """
     area = height * width
     log_low, log_high = math.log(_CROP_ASPECT_RANGE[0]), math.log(_CROP_ASPECT_RANGE[1])
@@ -142,7 +142,7 @@ class ImageDataset(Dataset):
     """Samples ``indices`` of an :class:`ImageSource` as ``(image, label, index)``.
 
     Without augmentation ``image`` is [C, H, W]. With ``views`` augmented views
-    (``train=True``) it is [views, C, H, W]; call :meth:`set_epoch` before each
+    (``train=True``) it is [views, C, H, W]. Call :meth:`set_epoch` before each
     epoch so that every epoch draws new augmentations.
     """
 

@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import scipy.io
 
 from zerodiff.errors import UserError
+from zerodiff.matfile import load_mat
 from zerodiff.store import OPTIONAL_SPLITS, REQUIRED_SPLITS, FeatureStore, validate_store
 
 log = logging.getLogger("zerodiff.extraction")
@@ -41,7 +41,7 @@ class ImageSource:
 
     Exactly one of ``arrays`` (float32 [N, H, W], pixel values scaled to [0, 1])
     and ``paths`` (one image file per sample) is set. ``attributes`` is
-    [C, A], unnormalised; ``splits`` holds 0-based int64 sample indices.
+    [C, A], unnormalised, and ``splits`` contains 0-based int64 sample indices.
     """
 
     dataset: str
@@ -168,34 +168,6 @@ def _load_npy(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------- xlsa17
 
 
-def load_mat(path: Path) -> dict[str, Any]:
-    """Read a MATLAB file into a dict of arrays.
-
-    NOTE: scipy reads MATLAB v5 files only; v7.3 files (HDF5 inside) are
-    rejected until this function switches to ``zerodiff.matfile``.
-    """
-    if not path.is_file():
-        raise UserError(f"{path} not found")
-    try:
-        return scipy.io.loadmat(path)
-    except NotImplementedError:
-        raise UserError(f"{path} is a MATLAB v7.3 file, which this reader does not support yet; re-save it as v5 (-v7)") from None
-    except (ValueError, OSError) as error:
-        raise UserError(f"{path}: not a readable MATLAB file ({error})") from None
-
-
-def _mat_key(contents: dict[str, Any], key: str, path: Path) -> np.ndarray:
-    if key not in contents:
-        found = sorted(name for name in contents if not name.startswith("__"))
-        raise UserError(f"{path}: missing key {key!r}; found {', '.join(found)}")
-    return np.asarray(contents[key])
-
-
-def _mat_strings(cells: np.ndarray) -> list[str]:
-    """Flatten a MATLAB cell array of strings, as scipy returns it, into Python strings."""
-    return [str(np.asarray(cell).ravel()[0]) if np.asarray(cell).size else "" for cell in cells.ravel()]
-
-
 def remap_image_path(recorded: str, image_root: Path, strip_prefix: str | None = None) -> Path:
     """Map an absolute path recorded in ``res101.mat`` to a file under ``image_root``.
 
@@ -243,16 +215,19 @@ def load_xlsa17(
     if splits_file is None:
         splits_file = "att_splits.mat" if (folder / "att_splits.mat").is_file() else "sent_splits.mat"
     split_path = folder / splits_file
-    res = load_mat(res_path)
-    splits_mat = load_mat(split_path)
+    # Only the named variables are read, so the large 'features' array of res101.mat stays on disk.
+    res = load_mat(res_path, ["image_files", "labels"])
+    required = ["allclasses_names", "att"] + [f"{name}_loc" for name in REQUIRED_SPLITS]
+    optional = ["original_att"] + [f"{name}_loc" for name in OPTIONAL_SPLITS]
+    splits_mat = load_mat(split_path, required, optional=optional)
 
-    recorded = _mat_strings(_mat_key(res, "image_files", res_path))
-    raw_labels = _mat_key(res, "labels", res_path).astype(np.int64).ravel()
+    recorded = res["image_files"]
+    raw_labels = np.asarray(res["labels"]).astype(np.int64).ravel()
     if raw_labels.shape[0] != len(recorded):
         raise UserError(f"{res_path}: 'labels' has {raw_labels.shape[0]} entries but 'image_files' has {len(recorded)}")
-    names = _mat_strings(_mat_key(splits_mat, "allclasses_names", split_path))
+    names = splits_mat["allclasses_names"]
     semantics_key = "original_att" if "original_att" in splits_mat else "att"
-    attributes = _mat_key(splits_mat, semantics_key, split_path).astype(np.float32)
+    attributes = np.asarray(splits_mat[semantics_key]).astype(np.float32)
     if attributes.ndim != 2 or attributes.shape[1] != len(names):
         raise UserError(f"{split_path}: {semantics_key!r} has shape {attributes.shape}, expected [A, {len(names)}] for the {len(names)} allclasses_names")
     out_of_range = np.flatnonzero((raw_labels < 1) | (raw_labels > len(names)))
@@ -271,8 +246,6 @@ def load_xlsa17(
             if positions.size and (positions.min() < 1 or positions.max() > len(recorded)):
                 raise UserError(f"{split_path}: {key!r} has positions outside [1, {len(recorded)}] (the samples of {res_path})")
             splits[name] = positions - 1
-        elif name in REQUIRED_SPLITS:
-            _mat_key(splits_mat, key, split_path)
 
     paths = [remap_image_path(path, Path(image_root), strip_prefix) for path in recorded]
     source = ImageSource(
@@ -336,9 +309,9 @@ def load_image_folder(
 
     Classes are the rows of ``semantics_file`` in file order. Each seen class's
     images (sorted by name) are permuted with a generator seeded by
-    ``(split_seed, class id)``; the first ``round(seen_test_fraction * n)``
-    become test_seen (at most n - 1), the rest trainval. Every image of an
-    unseen class is test_unseen.
+    ``(split_seed, class id)``. The first ``round(seen_test_fraction * n)`` of
+    them become test_seen (at most n - 1) and the rest trainval. Every image
+    of an unseen class is test_unseen.
     """
     root, unseen_file, semantics_file = Path(root), Path(unseen_file), Path(semantics_file)
     if not root.is_dir():
@@ -399,7 +372,7 @@ def load_image_folder(
 
 
 def _read_semantics_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Read ``class name, value, value, ...`` rows; a first row with non-numeric values is a header."""
+    """Read ``class name, value, value, ...`` rows. A first row with non-numeric values is a header."""
     if not path.is_file():
         raise UserError(f"class-semantics file not found: {path}")
     with open(path, newline="") as handle:

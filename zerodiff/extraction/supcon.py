@@ -14,8 +14,8 @@ def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, 
 
         L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / tau) / sum_{a in A(i)} exp(z_i.z_a / tau) )
 
-    An anchor whose label occurs once in the batch has no positive and is
-    left out of the mean; if no anchor has a positive, the loss is zero (and
+    An anchor whose label occurs once in the batch has no positive, so it is
+    left out of the mean. If no anchor has a positive, the loss is zero (and
     still differentiable). ``embeddings`` [B, D] are normalised here;
     ``labels`` [B]. Several augmented views of one image are separate rows
     with the same label. Unlike the reference code, there is no extra
