@@ -409,13 +409,8 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         for step in range(steps_per_epoch):
-            for _ in range(critic_iter):
-                terms = trainer.critic_step()
-                check_finite(terms, trainer.stage, epoch + 1, step + 1, "critic step")
+            for terms in generator_iteration(trainer, critic_iter, epoch + 1, step + 1):
                 _accumulate(sums, counts, terms)
-            terms = trainer.generator_step()
-            check_finite(terms, trainer.stage, epoch + 1, step + 1, "generator step")
-            _accumulate(sums, counts, terms)
         row: dict[str, float] = {"epoch": float(epoch + 1)}
         means = torch.stack([sums[name] / counts[name] for name in sums]).tolist() if sums else []
         row.update(dict(zip(sums, means)))
@@ -433,6 +428,23 @@ def fit(
                 }
             )
     return epochs - start
+
+
+def generator_iteration(trainer: AdversarialTrainer, critic_iter: int, epoch: int, step: int) -> list[dict[str, torch.Tensor]]:
+    """Run ``critic_iter`` critic steps, then one generator step; return every step's loss terms.
+
+    Each step's terms are checked with :func:`check_finite`; ``epoch`` and
+    ``step`` (1-based) only name the failing step in the error.
+    """
+    all_terms = []
+    for _ in range(critic_iter):
+        terms = trainer.critic_step()
+        check_finite(terms, trainer.stage, epoch, step, "critic step")
+        all_terms.append(terms)
+    terms = trainer.generator_step()
+    check_finite(terms, trainer.stage, epoch, step, "generator step")
+    all_terms.append(terms)
+    return all_terms
 
 
 def _accumulate(sums: dict[str, torch.Tensor], counts: dict[str, int], terms: Mapping[str, torch.Tensor]) -> None:
