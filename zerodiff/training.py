@@ -254,7 +254,13 @@ def sample_batch_indices(num_samples: int, batch_size: int, generator: torch.Gen
 
 
 def make_adam(parameters: Any, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
-    return torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), foreach=True)
+    """Build Adam with the fused kernel, one pass over each parameter instead of one per operation.
+
+    At hidden width 4096 the foreach kernels took about as long as the critic's
+    matmuls on a 2-core CPU. The fused update is the same formula, evaluated in
+    another order, so parameters differ from the foreach path in the last bits.
+    """
+    return torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), fused=True)
 
 
 @contextmanager
