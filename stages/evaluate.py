@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 
 from stages._common import PARAMS_OPTION, SET_OPTION, run, stage_command, stage_config
-from zerodiff.atomic import atomic_output
+from zerodiff.atomic import atomic_output, sha256_file
 from zerodiff.device import resolve_device, seed_everything
 from zerodiff.errors import UserError
 from zerodiff.evaluation import (
@@ -74,6 +74,7 @@ def main(
         manifest_path=str(manifest),
         synthetic_path=str(synthetic),
         model_path=str(dfg),
+        model_sha256=sha256_file(dfg),
     )
     method = config.method or method_from_switches(model)
     if not method:
