@@ -43,6 +43,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def save_torch(path: str | os.PathLike, obj: object) -> None:
+    """Write ``obj`` with ``torch.save``, atomically and with reproducible bytes.
+
+    The archive is built in memory because ``torch.save`` names the records
+    inside a zip archive after the file it writes to, and the temporary file's
+    name is random. Same object, same bytes.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from zerodiff.atomic import atomic_output
+from zerodiff.atomic import atomic_output, save_torch
 from zerodiff.config import config_to_dict
 from zerodiff.device import DeviceChoice
 from zerodiff.errors import UserError
@@ -348,8 +348,7 @@ class ResumableCheckpoint:
     def save(self, state: Mapping[str, Any]) -> None:
         if self.path is None:
             return
-        with atomic_output(self.path) as tmp:
-            torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        save_torch(self.path, {"fingerprint": self.fingerprint, **state})
 
 
 class AdversarialTrainer:
@@ -423,6 +422,9 @@ def fit(
         row.update(trainer.epoch_diagnostics(epoch + 1))
         diagnostics.append(row)
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            # One log line per checkpoint, because the progress bar is hidden when stderr is not a terminal.
+            wasserstein = ", ".join(f"{name} {value:.4g}" for name, value in row.items() if name.startswith("wasserstein_"))
+            log.info("%s: epoch %d of %d (%s)", trainer.stage, epoch + 1, epochs, wasserstein)
             checkpoint.save(
                 {
                     "epoch": epoch + 1,
@@ -482,8 +484,7 @@ def _mean_score(critic: nn.Module, inputs: Mapping[str, torch.Tensor]) -> float:
 
 def save_model(path: os.PathLike | str, payload: Mapping[str, Any]) -> None:
     """Write a final model checkpoint atomically."""
-    with atomic_output(path) as tmp:
-        torch.save(dict(payload), tmp)
+    save_torch(path, dict(payload))
 
 
 def load_model_payload(path: os.PathLike | str, kind: str, device: torch.device | str) -> dict[str, Any]:

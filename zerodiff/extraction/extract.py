@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from zerodiff.atomic import atomic_output
+from zerodiff.atomic import save_torch
 from zerodiff.device import resolve_device
 from zerodiff.errors import UserError
 from zerodiff.extraction.backbones import build_backbone, load_backbone_checkpoint
@@ -284,13 +283,5 @@ def _extractor_checkpoint(
 
 
 def save_extractor(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write one fine-tuned extractor with ``torch.save``, atomically.
-
-    The archive is built in memory first because ``torch.save`` names the
-    records inside it after the file, and the temporary file name is random.
-    Same checkpoint, same bytes.
-    """
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    """Write one fine-tuned extractor atomically, with reproducible bytes."""
+    save_torch(path, checkpoint)
