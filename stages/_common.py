@@ -25,7 +25,7 @@ SET_OPTION = typer.Option(
     "--set",
     "-s",
     help="Override one parameter of this stage's section as KEY=VALUE (VALUE is parsed as YAML); repeatable. "
-    "Nested keys use dots, for example ablation.d_rep=false.",
+    "Nested keys use dots, for example classifier.epochs=10 in the evaluate section.",
 )
 
 

@@ -49,7 +49,10 @@ def main(
 ) -> None:
     """Keep a stratified, seeded, nested fraction of each seen class's training samples."""
     config = stage_config(SubsetConfig, params, "subset", overrides)
-    check_ratio(config.ratio)
+    try:
+        check_ratio(config.ratio)
+    except UserError as error:
+        raise UserError(f"{params}: subset.ratio: {error}") from None
     feature_store = apply_protocol(read_store(store, load_features=False), config.protocol)
     labels = feature_store.labels
     trainval = feature_store.splits["trainval"]
