@@ -121,6 +121,18 @@ def test_resume_continues_from_saved_epoch(tmp_path, caplog):
         assert torch.equal(value, resumed.networks.state_dict()[key]), key
 
 
+def test_resume_of_finished_run_rewrites_diagnostics(tmp_path):
+    inputs = write_inputs(tmp_path)
+    data = load(*inputs)
+    two = dataclasses.replace(DRG_SMALL, epochs=2, checkpoint_every=1)
+    checkpoints, plots = tmp_path / "checkpoints", tmp_path / "plots" / "diagnostics.tsv"
+    train_drg(two, data, device=CPU, checkpoint_dir=checkpoints, diagnostics_path=plots)
+    first = plots.read_bytes()
+    plots.unlink()
+    train_drg(two, data, device=CPU, checkpoint_dir=checkpoints, diagnostics_path=plots)
+    assert plots.read_bytes() == first
+
+
 def test_resume_ignores_state_of_other_settings(tmp_path, caplog):
     inputs = write_inputs(tmp_path)
     data = load(*inputs)

@@ -406,6 +406,9 @@ def fit(
         trainer.rng.set_state(state["rng"].cpu())
         trainer.load_extra_state(state["extra"])
         diagnostics.rows = list(state["diagnostics"])
+        # Rewrite the rows at once: DVC deletes its outputs before a run, and a finished
+        # checkpoint leaves no epoch to train that would write them.
+        diagnostics.write()
         start = int(state["epoch"])
         log.info("%s: resumed from epoch %d of %d (%s)", trainer.stage, start, epochs, checkpoint.path)
 
