@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -20,22 +21,34 @@ STAGE_MODULES = {
 }
 
 
-def build_app() -> typer.Typer:
-    """Return the typer application with one sub-command per stage."""
+def build_app(names: list[str] | None = None) -> typer.Typer:
+    """Return the typer application with a sub-command per stage in ``names`` (all by default).
+
+    Importing a stage module imports torch and torchvision, which takes seconds,
+    so :func:`main` registers only the stage that the command line names.
+    """
     app = typer.Typer(
         add_completion=False,
         pretty_exceptions_enable=False,
         no_args_is_help=True,
         help="ZeroDiff pipeline stages. Each one is also runnable as python -m stages.<module>.",
     )
-    for name, module_name in STAGE_MODULES.items():
-        module = importlib.import_module(module_name)
+
+    # A callback keeps the application a group of sub-commands even when one stage is registered.
+    @app.callback()
+    def _group() -> None:
+        pass
+
+    for name in names or STAGE_MODULES:
+        module = importlib.import_module(STAGE_MODULES[name])
         app.command(name, help=module.main.__doc__)(module.main)
     return app
 
 
 def main() -> None:
-    build_app()()
+    arguments = sys.argv[1:]
+    chosen = [arguments[0]] if arguments and arguments[0] in STAGE_MODULES else None
+    build_app(chosen)()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ def test_help_lists_every_stage():
         assert name in result.output
 
 
+def test_single_stage_app_keeps_subcommand():
+    result = CliRunner().invoke(build_app(["subset"]), ["subset", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--store" in result.output
+
+
 def test_each_stage_runs_as_module():
     for module in ("stages.subset", "stages.evaluate"):
         completed = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
