@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from zerodiff.atomic import sha256_file
 from zerodiff.classifier import ClassifierConfig
+from zerodiff.dfg import DFGAblation, GeneratorInputs
 from zerodiff.errors import UserError
 from zerodiff.evaluation import (
     EvaluateConfig,
@@ -56,24 +57,6 @@ CENTRES_CE = 5.0 * np.eye(5, D_CE) + 2.0
 CENTRES_SC = 3.0 * np.eye(5, D_SC, k=-1) + 3.0 * np.eye(5, D_SC)
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeAblation:
-    drg: bool = True
-    d_adv: bool = True
-    d_diff: bool = True
-    d_rep: bool = True
-    mutual: bool = True
-    decoder: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeInputs:
-    a: bool = True
-    r0: bool = True
-    v_t: bool = True
-    t: bool = True
-
-
 @dataclasses.dataclass
 class FakeDFG:
     """Stand-in for the trained DFG with the attributes evaluation reads."""
@@ -85,7 +68,7 @@ class FakeDFG:
     seed: int = 0
     protocol: str = "standard"
     has_decoder: bool = True
-    config: object | None = dataclasses.field(default_factory=lambda: types.SimpleNamespace(ablation=FakeAblation(), inputs=FakeInputs()))
+    config: object | None = dataclasses.field(default_factory=lambda: types.SimpleNamespace(ablation=DFGAblation(), inputs=GeneratorInputs()))
     decoder_inputs: list = dataclasses.field(default_factory=list)
 
     def decoder_embedding(self, features_ce: np.ndarray) -> np.ndarray:
@@ -385,7 +368,7 @@ def test_store_without_sc_rejects_space_c():
     ],
 )
 def test_method_from_switches(ablation, inputs, expected):
-    model = types.SimpleNamespace(config=types.SimpleNamespace(ablation=FakeAblation(**ablation), inputs=FakeInputs(**inputs)))
+    model = types.SimpleNamespace(config=types.SimpleNamespace(ablation=DFGAblation(**ablation), inputs=GeneratorInputs(**inputs)))
     assert method_from_switches(model) == expected
 
 

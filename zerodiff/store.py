@@ -54,7 +54,7 @@ class FeatureStore:
     """In-memory contents of a feature store.
 
     ``features_sc`` is None when the dataset has no supervised-contrastive
-    representations. ``attrs`` holds the root attributes other than
+    representations. ``attrs`` contains the root attributes other than
     ``format_version``, ``dataset``, ``sc_available`` and the provenance entries.
     """
 

@@ -169,7 +169,7 @@ def load_xlsa17(files: Xlsa17Files, dataset: str, class_order: ClassOrder = "aut
     if files.sc is not None:
         features_sc, provenance_sc = _read_features(files.sc, None, num_samples, samples_in_rows=True)
     else:
-        log.warning("%s has no %s: the store holds CE features only, so the training stages will reject it",
+        log.warning("%s has no %s: the store contains CE features only, so the training stages reject it (except the f-VAEGAN baseline)",
                     files.features.parent, SC_FILE)
 
     splits = _read_splits(semantics, files.semantics, labels, class_names)
